@@ -1,0 +1,1 @@
+"""Readers of the training data in its upstream formats."""

@@ -1,0 +1,1 @@
+"""CLIP, the frozen text decoder and the bridge between them."""

@@ -15,6 +15,11 @@ from read_clip.log import setup_logging
 
 # subcommand -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
+    "download": ("read_clip.data.download", "Download one source of the data manifest, resumably, and verify it."),
+    "prepare-images": ("read_clip.data.prepare", "Decode, convert and resize one shard of training images."),
+    "report-leakage": ("read_clip.data.leakage", "Count benchmark images that are also training images."),
+    "fetch-clip": ("read_clip.models.fetch_clip", "Fetch pretrained CLIP weights into a model directory."),
+    "fetch-decoder": ("read_clip.models.fetch_decoder", "Fetch the pretrained T5 decoder into a decoder directory."),
     "make-demo-world": ("read_clip.demo.export", "Generate the shapes world in the upstream data layouts."),
     "make-negatives": ("read_clip.captions.stage", "Write hard negatives and paraphrases of one caption shard."),
     "gather-captions": ("read_clip.captions.report", "Summarise the caption shards into the stage report."),

@@ -1,0 +1,1 @@
+"""The results table and charts, built from the per-benchmark summaries."""

@@ -1,0 +1,48 @@
+# Stage 5: fine-tune the base CLIP once per variant (negclip, read_clip, ablations).
+
+
+def train_settings(variant):
+    train = {key: value for key, value in config["train"].items() if key != "variants"}
+    return {**training_selection(), "train": train, "weights": config["train"]["variants"][variant]}
+
+
+def decoder_input(wildcards):
+    """The frozen decoder, only for variants that train with the reconstruction loss."""
+    if config["train"]["variants"][wildcards.variant]["rec"] > 0:
+        return ["results/models/decoder/decoder.safetensors"]
+    return []
+
+
+rule finetune:
+    input:
+        unpack(training_data),
+        base="results/models/clip/model.safetensors",
+        decoder=decoder_input,
+        negatives=expand(rules.make_negatives.output.negatives, shard=SHARDS),
+        paraphrases=expand(rules.make_negatives.output.paraphrases, shard=SHARDS),
+        targets=rules.make_decoder_targets.output.targets,
+        tokenizer=rules.make_decoder_targets.output.tokenizer,
+    output:
+        model="results/models/{variant}/model.safetensors",
+        metrics="results/models/{variant}/metrics.jsonl",
+    params:
+        settings=lambda wildcards: as_json(train_settings(wildcards.variant)),
+        base="results/models/clip",
+        decoder="results/models/decoder",
+        out="results/models/{variant}",
+    log:
+        "logs/finetune/{variant}.log",
+    benchmark:
+        "benchmarks/finetune/{variant}.tsv"
+    conda:
+        "../../envs/read-clip.yaml"
+    threads: 1 if DEMO else 8
+    resources:
+        mem_mb=4000 if DEMO else 64000,
+        runtime=30 if DEMO else 240,
+        gpu=0 if DEMO else 1,
+    shell:
+        "read-clip finetune --variant {wildcards.variant} --settings {params.settings:q}"
+        " --base-model {params.base} --decoder {params.decoder} --karpathy {input.karpathy}"
+        " --negatives {input.negatives} --paraphrases {input.paraphrases}"
+        " --targets {input.targets} --tokenizer {input.tokenizer} --out {params.out} 2> {log}"

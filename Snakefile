@@ -29,5 +29,6 @@ include: "workflow/rules/results.smk"
 rule all:
     input:
         rules.render_table.output,
+        rules.gather_captions.output,
         DATA_TARGETS,
     default_target: True

@@ -17,7 +17,7 @@ if DEMO:
                     "run": config["demo_pretrain"]["clip"],
                 }
             ),
-            out="results/models/clip",
+            out=lambda wildcards, output: parent(output.model),
         log:
             "logs/pretrain_clip/pretrain_clip.log",
         benchmark:
@@ -50,8 +50,8 @@ if DEMO:
                     "max_target_tokens": config["decoder"]["max_target_tokens"],
                 }
             ),
-            base="results/models/clip",
-            out="results/models/decoder",
+            base=lambda wildcards, input: parent(input.base),
+            out=lambda wildcards, output: parent(output.decoder),
         log:
             "logs/pretrain_decoder/pretrain_decoder.log",
         benchmark:
@@ -76,7 +76,7 @@ else:
             architecture=config["model"]["clip"],
             pretrained=config["model"]["pretrained"],
             cache=f"{DATA_ROOT}/weights/open_clip",
-            out="results/models/clip",
+            out=lambda wildcards, output: parent(output.model),
         log:
             "logs/fetch_clip/fetch_clip.log",
         conda:
@@ -94,7 +94,7 @@ else:
         params:
             source=config["model"]["decoder"],
             cache=f"{DATA_ROOT}/weights/huggingface",
-            out="results/models/decoder",
+            out=lambda wildcards, output: parent(output.decoder),
         log:
             "logs/fetch_decoder/fetch_decoder.log",
         conda:

@@ -1,6 +1,7 @@
 # Names and helpers shared by the rule files. Logic lives in the read_clip package.
 
 import json
+import os
 
 from read_clip.benchmarks.images import image_sets_for
 
@@ -42,3 +43,53 @@ def training_selection():
 
 
 KARPATHY_JSON = f"{DATA_ROOT}/coco/dataset_coco.json"
+
+
+def parent(path):
+    """The folder of an output or input file, for commands that write or read a whole directory."""
+    return os.path.dirname(str(path))
+
+
+# Inputs that guarantee the data a stage reads exist. The demo world is one job; the paper
+# recipe's downloads and extractions are defined in download.smk.
+if DEMO:
+    DATA_TARGETS = []
+
+    def training_data(wildcards=None):
+        return {"karpathy": KARPATHY_JSON}
+
+    def benchmark_data(wildcards):
+        return [f"{DATA_ROOT}/world.json"]
+
+    def image_set_data(wildcards):
+        return [f"{DATA_ROOT}/world.json"]
+
+
+# Fine-tuning.
+
+
+def train_settings(variant):
+    train = {key: value for key, value in config["train"].items() if key != "variants"}
+    return {**training_selection(), "train": train, "weights": config["train"]["variants"][variant]}
+
+
+def decoder_input(wildcards):
+    """The frozen decoder, only for variants that train with the reconstruction loss."""
+    if config["train"]["variants"][wildcards.variant]["rec"] > 0:
+        return ["results/models/decoder/decoder.safetensors"]
+    return []
+
+
+# Evaluation.
+
+
+def benchmark_embeddings(wildcards):
+    """The shared image embeddings one benchmark reads, by image set."""
+    return {
+        image_set: f"results/embeddings/{wildcards.model}/{image_set}.safetensors"
+        for image_set in IMAGE_SETS[wildcards.benchmark]
+    }
+
+
+def embeddings_args(wildcards, input):
+    return " ".join(f"{name}={input[name]}" for name in IMAGE_SETS[wildcards.benchmark])

@@ -9,7 +9,7 @@ if DEMO:
             manifest=f"{DATA_ROOT}/world.json",
         params:
             settings=as_json({**config["demo"], "seed": config["seed"]}),
-            root=DATA_ROOT,
+            root=lambda wildcards, output: parent(output.manifest),
         log:
             "logs/make_demo_world/make_demo_world.log",
         benchmark:
@@ -21,18 +21,6 @@ if DEMO:
             runtime=10,
         shell:
             "read-clip make-demo-world --settings {params.settings:q} --out {params.root} 2> {log}"
-
-    # The demo has nothing to prepare beyond the world itself.
-    DATA_TARGETS = []
-
-    def training_data(wildcards=None):
-        return {"karpathy": KARPATHY_JSON}
-
-    def benchmark_data(wildcards):
-        return [f"{DATA_ROOT}/world.json"]
-
-    def image_set_data(wildcards):
-        return [f"{DATA_ROOT}/world.json"]
 
 else:
 

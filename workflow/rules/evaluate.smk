@@ -26,7 +26,7 @@ rule embed_images:
     output:
         "results/embeddings/{model}/{image_set}.safetensors",
     params:
-        model="results/models/{model}",
+        model=lambda wildcards, input: parent(input.model),
         root=lambda wildcards: f"{DATA_ROOT}/{config['eval']['image_roots'][wildcards.image_set]}",
         batch_size=config["eval"]["batch_size"],
     log:
@@ -45,18 +45,6 @@ rule embed_images:
         " --out {output} 2> {log}"
 
 
-def benchmark_embeddings(wildcards):
-    """The shared image embeddings one benchmark reads, by image set."""
-    return {
-        image_set: f"results/embeddings/{wildcards.model}/{image_set}.safetensors"
-        for image_set in IMAGE_SETS[wildcards.benchmark]
-    }
-
-
-def embeddings_args(wildcards, input):
-    return " ".join(f"{name}={input[name]}" for name in IMAGE_SETS[wildcards.benchmark])
-
-
 rule score_benchmark:
     input:
         unpack(benchmark_embeddings),
@@ -67,7 +55,7 @@ rule score_benchmark:
         summary="results/scores/{model}/{benchmark}.json",
     params:
         settings=as_json(config["eval"]),
-        model="results/models/{model}",
+        model=lambda wildcards, input: parent(input.model),
         root=DATA_ROOT,
         embeddings=embeddings_args,
     log:

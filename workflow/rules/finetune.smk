@@ -1,18 +1,6 @@
 # Stage 5: fine-tune the base CLIP once per variant (negclip, read_clip, ablations).
 
 
-def train_settings(variant):
-    train = {key: value for key, value in config["train"].items() if key != "variants"}
-    return {**training_selection(), "train": train, "weights": config["train"]["variants"][variant]}
-
-
-def decoder_input(wildcards):
-    """The frozen decoder, only for variants that train with the reconstruction loss."""
-    if config["train"]["variants"][wildcards.variant]["rec"] > 0:
-        return ["results/models/decoder/decoder.safetensors"]
-    return []
-
-
 rule finetune:
     input:
         unpack(training_data),
@@ -27,9 +15,9 @@ rule finetune:
         metrics="results/models/{variant}/metrics.jsonl",
     params:
         settings=lambda wildcards: as_json(train_settings(wildcards.variant)),
-        base="results/models/clip",
+        base=lambda wildcards, input: parent(input.base),
         decoder="results/models/decoder",
-        out="results/models/{variant}",
+        out=lambda wildcards, output: parent(output.model),
     log:
         "logs/finetune/{variant}.log",
     benchmark:

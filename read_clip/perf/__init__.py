@@ -1,0 +1,1 @@
+"""Throughput benchmarks of pipeline stages, run by hand as `python -m read_clip.perf.<name>`."""

@@ -3,7 +3,8 @@
 
 rule make_negatives:
     input:
-        unpack(training_data),
+        # Captions only: these stages never read the images.
+        karpathy=KARPATHY_JSON,
     output:
         negatives="results/captions/negatives/shard-{shard}.parquet",
         paraphrases="results/captions/paraphrases/shard-{shard}.parquet",

@@ -3,7 +3,8 @@
 
 rule make_decoder_targets:
     input:
-        unpack(training_data),
+        # Captions only: these stages never read the images.
+        karpathy=KARPATHY_JSON,
     output:
         tokenizer=directory("results/decoder/tokenizer"),
         targets="results/decoder/targets.parquet",

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "make-demo-world": ("read_clip.demo.export", "Generate the shapes world in the upstream data layouts."),
     "make-negatives": ("read_clip.captions.stage", "Write hard negatives and paraphrases of one caption shard."),
     "gather-captions": ("read_clip.captions.report", "Summarise the caption shards into the stage report."),
+    "generate-paraphrases": ("read_clip.captions.generate", "Write model-generated paraphrases of one caption shard."),
     "make-decoder-targets": ("read_clip.targets", "Tokenise the reconstruction targets of the decoder."),
     "pretrain-clip": ("read_clip.train.pretrain", "Demo only: pretrain the base CLIP with the plain contrastive loss."),
     "pretrain-decoder": ("read_clip.train.pretrain_decoder", "Demo only: pretrain the decoder and bridge on the frozen base CLIP."),
@@ -31,6 +32,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "embed-images": ("read_clip.benchmarks.embed", "Embed one image set with one model."),
     "score-benchmark": ("read_clip.benchmarks.run", "Score one model on one benchmark from the shared image embeddings."),
     "check-data": ("read_clip.benchmarks.check", "Check a benchmark's files and images; print per-subset item counts."),
+    "evaluate": ("read_clip.benchmarks.evaluate", "Score any checkpoint on one benchmark without editing the config."),
+    "score-retrieval": ("read_clip.benchmarks.retrieval", "COCO Karpathy test retrieval recall (the forgetting check)."),
+    "fetch-model": ("read_clip.models.sources", "Materialise a model spec (open_clip, checkpoint, Hugging Face) as a model directory."),
+    "render-report": ("read_clip.results.report", "Render the full report: tables with intervals, plots, run summary."),
     "render-table": ("read_clip.results.table", "Render the results table (Markdown, CSV) and bar chart."),
 }
 

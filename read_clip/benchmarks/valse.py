@@ -32,12 +32,12 @@ MIN_CAPTION_VOTES = 2
 UPSTREAM_DATASETS = {
     "visual7w": "visual7w", "SWiG": "swig", "coco2017": "coco_val2017", "coco_2017": "coco_val2017",
     "coco2014": "coco_val2014", "coco_2014": "coco_val2014", "visdial": "visdial", "VisDial": "visdial",
+    "VisDial_v1.0": "visdial", "FOIL dataset": "coco_val2014",
 }
-# VALSE draws some images from COCO train2014, so a file named COCO_train2014_* is read from that
-# set whatever its `dataset` value is. NOTE: which pieces use train2014, and with which `dataset`
-# values, has not been checked on the pieces that are not available here.
-TRAIN2014_PREFIX = "COCO_train2014_"
-TRAIN2014_SET = "coco_train2014"
+# A COCO 2014 file name says its folder, whatever the record's `dataset` value: upstream
+# coreference-standard files COCO_val2014_* images under "VisDial_v1.0". NOTE: which pieces use
+# train2014 has not been checked on the pieces that are not available here.
+COCO2014_PREFIXES = {"COCO_train2014_": "coco_train2014", "COCO_val2014_": "coco_val2014"}
 
 
 def load_valse(folder: str | Path, datasets: Mapping[str, str]) -> BenchmarkData:
@@ -78,8 +78,9 @@ def parse_record(path: Path, piece: str, key: str, record: object,
     if votes < MIN_CAPTION_VOTES:
         return None
 
-    if image_file.startswith(TRAIN2014_PREFIX):
-        image_set = TRAIN2014_SET
+    prefix_set = next((name for prefix, name in COCO2014_PREFIXES.items() if image_file.startswith(prefix)), None)
+    if prefix_set is not None:
+        image_set = prefix_set
     elif dataset in datasets:
         image_set = datasets[dataset]
     else:
@@ -92,4 +93,4 @@ def parse_record(path: Path, piece: str, key: str, record: object,
 
 def image_sets(datasets: Mapping[str, str]) -> list[str]:
     """Image sets the VALSE loader can produce under this mapping, sorted."""
-    return sorted({*datasets.values(), TRAIN2014_SET})
+    return sorted({*datasets.values(), *COCO2014_PREFIXES.values()})

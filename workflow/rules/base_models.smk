@@ -30,7 +30,7 @@ if DEMO:
             runtime=30,
         shell:
             "read-clip pretrain-clip --settings {params.settings:q} --karpathy {input.karpathy}"
-            " --out {params.out} 2> {log}"
+            " --out {params.out} --threads {threads} 2> {log}"
 
     rule pretrain_decoder:
         input:
@@ -65,7 +65,7 @@ if DEMO:
         shell:
             "read-clip pretrain-decoder --settings {params.settings:q} --base-model {params.base}"
             " --karpathy {input.karpathy} --targets {input.targets} --tokenizer {input.tokenizer}"
-            " --out {params.out} 2> {log}"
+            " --out {params.out} --threads {threads} 2> {log}"
 
 else:
 

@@ -33,4 +33,4 @@ rule finetune:
         "read-clip finetune --variant {wildcards.variant} --settings {params.settings:q}"
         " --base-model {params.base} --decoder {params.decoder} --karpathy {input.karpathy}"
         " --negatives {input.negatives} --paraphrases {input.paraphrases}"
-        " --targets {input.targets} --tokenizer {input.tokenizer} --out {params.out} 2> {log}"
+        " --targets {input.targets} --tokenizer {input.tokenizer} --out {params.out} --threads {threads} 2> {log}"

@@ -1,0 +1,1 @@
+"""Training of the base CLIP, the demo decoder and the fine-tuned variants."""

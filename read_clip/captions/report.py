@@ -73,6 +73,12 @@ def images_without_paraphrase(negatives: pa.Table, paraphrases: pa.Table) -> int
     return sum(1 for image_id in images if distinct.get(image_id, 0) < 2)
 
 
+def generated_captions(paraphrases: pa.Table) -> int:
+    """Count the distinct caption ids of the rows with source "generated"."""
+    generated = paraphrases.filter(pc.equal(paraphrases["source"], "generated"))
+    return pc.count_distinct(generated["caption_id"]).as_py()
+
+
 def caption_report(negatives: pa.Table, paraphrases: pa.Table) -> dict:
     """Summarise the concatenated shards: counts, pool sizes, fallbacks and paraphrase rows."""
     check_unique_captions(negatives)
@@ -87,6 +93,9 @@ def caption_report(negatives: pa.Table, paraphrases: pa.Table) -> dict:
         "pool_size": pool_size_summary(negatives),
         "fallback": {"count": fallbacks, "share": fallbacks / captions if captions else None},
         "paraphrase_rows": sources,
+        # Captions with at least one model-written paraphrase. The generator drops outputs that
+        # are empty or repeat the caption, so this count can be below the number of captions.
+        "captions_with_generated": generated_captions(paraphrases),
         "images_without_paraphrase": images_without_paraphrase(negatives, paraphrases),
     }
 

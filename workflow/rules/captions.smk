@@ -1,5 +1,5 @@
-# Stage 2: hard negatives (spaCy swaps) and sibling-caption paraphrases, one Parquet shard per job.
-
+# Stage 2: hard negatives (spaCy swaps) and sibling-caption paraphrases, one Parquet shard per job,
+# plus model-generated paraphrases per shard when captions.generator.enabled is true.
 
 rule make_negatives:
     input:
@@ -35,10 +35,43 @@ rule make_negatives:
         " --out-negatives {output.negatives} --out-paraphrases {output.paraphrases} 2> {log}"
 
 
+rule generate_paraphrases:
+    input:
+        negatives=rules.make_negatives.output.negatives,
+    output:
+        # The command keeps its progress beside this file, in shard-{shard}.parquet.partial,
+        # so a killed job resumes from its last checkpoint.
+        paraphrases="results/captions/generated/shard-{shard}.parquet",
+    params:
+        settings=generator_settings,
+    log:
+        "logs/generate_paraphrases/shard-{shard}.log",
+    benchmark:
+        "benchmarks/generate_paraphrases/shard-{shard}.tsv"
+    conda:
+        "../../envs/read-clip.yaml"
+    threads: 2
+    resources:
+        mem_mb=16000,
+        runtime=240,
+        # The command uses a GPU when torch finds one and runs on the CPU otherwise.
+        gpu=1,
+    shell:
+        "read-clip generate-paraphrases --negatives {input.negatives}"
+        " --settings {params.settings:q} --out {output.paraphrases} 2> {log}"
+
+
+# Paraphrase shards the trainer and the report read: the sibling captions, plus the generated
+# paraphrases when the generator is enabled.
+PARAPHRASE_SHARDS = expand(rules.make_negatives.output.paraphrases, shard=SHARDS)
+if GENERATOR["enabled"]:
+    PARAPHRASE_SHARDS += expand(rules.generate_paraphrases.output.paraphrases, shard=SHARDS)
+
+
 rule gather_captions:
     input:
         negatives=expand(rules.make_negatives.output.negatives, shard=SHARDS),
-        paraphrases=expand(rules.make_negatives.output.paraphrases, shard=SHARDS),
+        paraphrases=PARAPHRASE_SHARDS,
     output:
         report="results/captions/report.json",
     log:

@@ -10,6 +10,8 @@ DEMO = config["data"]["source"] == "demo"
 VARIANTS = list(config["train"]["variants"])
 # Row order of the results table: the base model first, then the fine-tuned variants.
 MODELS = ["clip", *VARIANTS]
+# Models with training curves: the demo pretrains its base CLIP, the recipe downloads it.
+TRAINED_MODELS = MODELS if DEMO else VARIANTS
 BENCHMARKS = config["eval"]["benchmarks"]
 SHARDS = list(range(config["captions"]["shards"]))
 IMAGE_SETS = {name: image_sets_for(name, config["eval"]) for name in BENCHMARKS}
@@ -63,6 +65,18 @@ if DEMO:
 
     def image_set_data(wildcards):
         return [f"{DATA_ROOT}/world.json"]
+
+
+# Captions.
+
+GENERATOR = config["captions"]["generator"]
+
+
+def generator_settings(wildcards):
+    """Return the generator's settings as JSON. A params function, because Snakemake would take
+    the "{caption}" of a params string for a wildcard."""
+    settings = {key: value for key, value in GENERATOR.items() if key != "enabled"}
+    return as_json({"seed": config["seed"], **settings})
 
 
 # Fine-tuning.

@@ -7,7 +7,7 @@ rule finetune:
         base="results/models/clip/model.safetensors",
         decoder=decoder_input,
         negatives=expand(rules.make_negatives.output.negatives, shard=SHARDS),
-        paraphrases=expand(rules.make_negatives.output.paraphrases, shard=SHARDS),
+        paraphrases=PARAPHRASE_SHARDS,
         targets=rules.make_decoder_targets.output.targets,
         tokenizer=rules.make_decoder_targets.output.tokenizer,
     output:

@@ -15,6 +15,9 @@ configfile: "config.yaml"
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
+report: "workflow/report/workflow.rst"
+
+
 # Pipeline order: data -> captions -> decoder targets -> base models -> fine-tuning -> evaluation -> table.
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
@@ -29,6 +32,7 @@ include: "workflow/rules/results.smk"
 rule all:
     input:
         rules.render_table.output,
+        rules.render_report.output,
         rules.gather_captions.output,
         DATA_TARGETS,
     default_target: True

@@ -19,3 +19,43 @@ rule render_table:
     shell:
         "read-clip render-table --summaries {input.summaries} --models {params.models}"
         " --out-markdown {output.markdown} --out-csv {output.csv} --out-chart {output.chart} 2> {log}"
+
+
+rule render_report:
+    input:
+        summaries=expand(
+            "results/scores/{model}/{benchmark}.json", model=MODELS, benchmark=BENCHMARKS
+        ),
+        scores=expand(
+            "results/scores/{model}/{benchmark}.parquet", model=MODELS, benchmark=BENCHMARKS
+        ),
+        metrics=expand("results/models/{model}/metrics.jsonl", model=TRAINED_MODELS),
+        models=expand("results/models/{model}/model.safetensors", model=MODELS),
+        captions=rules.gather_captions.output.report,
+    output:
+        tables=report("results/report/tables.html", caption="../report/tables.rst", category="Results"),
+        markdown="results/report/tables.md",
+        latex="results/report/tables.tex",
+        csv=multiext("results/report/", "headline.csv", "vl_compo.csv", "published.csv",
+                     "differences.csv", "subsets.csv", "seeds.csv"),
+        bars=report("results/report/bars.png", caption="../report/bars.rst", category="Plots"),
+        bars_pdf="results/report/bars.pdf",
+        training=report("results/report/training.png", caption="../report/training.rst", category="Plots"),
+        training_pdf="results/report/training.pdf",
+        summary=report("results/report/summary.html", caption="../report/summary.rst", category="Run"),
+        summary_md="results/report/summary.md",
+    params:
+        models=MODELS,
+        model_dirs=lambda wildcards, input: [parent(path) for path in input.models],
+        settings=as_json({"seed": config["seed"], **config["report"], "seed_groups": {}}),
+        out=lambda wildcards, output: parent(output.tables),
+    log:
+        "logs/render_report/render_report.log",
+    benchmark:
+        "benchmarks/render_report/render_report.tsv"
+    conda:
+        "../../envs/read-clip.yaml"
+    shell:
+        "read-clip render-report --summaries {input.summaries} --scores {input.scores}"
+        " --models {params.models} --metrics {input.metrics} --model-dirs {params.model_dirs}"
+        " --caption-report {input.captions} --settings {params.settings:q} --out-dir {params.out} 2> {log}"

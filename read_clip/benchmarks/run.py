@@ -46,6 +46,15 @@ def embed_texts(model: torch.nn.Module, tokenizer, texts: Sequence[str], batch_s
     return torch.cat(chunks)
 
 
+def embed_item_texts(items: Sequence[Item], loaded, batch_size: int,
+                     device: str | torch.device) -> tuple[torch.Tensor, dict[str, int]]:
+    """Embed each distinct candidate text of the items once; return (embeddings, row of each text)."""
+    texts = list(dict.fromkeys(text for item in items for text in item.texts))
+    embeddings = embed_texts(loaded.model, loaded.tokenizer, texts, batch_size, device)
+    log.info("embedded %d distinct texts", len(texts))
+    return embeddings, {text: row for row, text in enumerate(texts)}
+
+
 def parse_embedding_files(values: Sequence[str]) -> dict[str, Path]:
     """Parse SET=FILE arguments."""
     files = {}
@@ -183,10 +192,7 @@ def main(args: argparse.Namespace) -> int:
     log.info("%s: %d items in subsets %s", args.benchmark, len(data.items), data.subset_counts())
 
     loaded = load_model_dir(args.model_dir, device=args.device)
-    texts = list(dict.fromkeys(text for item in data.items for text in item.texts))
-    text_embeddings = embed_texts(loaded.model, loaded.tokenizer, texts, batch_size, args.device)
-    text_rows = {text: row for row, text in enumerate(texts)}
-    log.info("embedded %d distinct texts", len(texts))
+    text_embeddings, text_rows = embed_item_texts(data.items, loaded, batch_size, args.device)
 
     if args.benchmark == "crepe":
         set_root = Path(args.data_root) / settings["image_roots"][CREPE_IMAGE_SET]

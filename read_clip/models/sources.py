@@ -300,7 +300,7 @@ def load_hf_clip(spec: ModelSpec, cache_dir: str | None) -> LoadedClip:
         hf_model, info = CLIPModel.from_pretrained(location, cache_dir=cache_dir, revision=spec.revision,
                                                    dtype=torch.float32, output_loading_info=True)
     except OSError as error:
-        raise hub_error(f"Hugging Face CLIPModel {spec.source}", cache_dir, error) from error
+        raise hub_error(f"Hugging Face CLIPModel {spec.source} (no local folder has that name)", cache_dir, error) from error
     # from_pretrained fills absent weights with random values and only warns; here that is an error.
     problems = {key: sorted(map(str, info[key]))
                 for key in ("missing_keys", "unexpected_keys", "mismatched_keys", "error_msgs") if info.get(key)}

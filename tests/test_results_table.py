@@ -69,3 +69,25 @@ def test_render_command_writes_all(tmp_path):
     assert csv.loc["read_clip", "VALSE"] == pytest.approx(76.2)
     assert (out / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| read_clip | 43.9 | 76.2 |" in (out / "t.md").read_text()
+
+
+def test_retrieval_table(tmp_path):
+    from read_clip.results.table import collect_retrieval
+
+    result = {"image_to_text": {"R@1": 50.0, "R@5": 80.0, "R@10": 90.0},
+              "text_to_image": {"R@1": 40.0, "R@5": 70.0, "R@10": 85.0}, "mean_recall": 69.1667}
+    path = tmp_path / "read_clip.json"
+    path.write_text(json.dumps(result))
+    table = collect_retrieval([path], ["clip", "read_clip"])
+    assert list(table.index) == ["read_clip"]
+    assert table.loc["read_clip", "i2t R@5"] == 80.0
+    assert table.loc["read_clip", "t2i R@10"] == 85.0
+
+
+def test_retrieval_unknown_model(tmp_path):
+    from read_clip.results.table import collect_retrieval
+
+    path = tmp_path / "mystery.json"
+    path.write_text("{}")
+    with pytest.raises(ValueError, match="mystery"):
+        collect_retrieval([path], ["clip"])

@@ -19,10 +19,10 @@ from read_clip.config import REPO_ROOT
 
 MANIFEST_PATH = REPO_ROOT / "workflow" / "data_manifest.yaml"
 KINDS = ("file", "zip", "tar.gz")
-ROLES = ("annotations", "images")
+ROLES = ("annotations", "images", "weights")
 # `used_by` values besides the benchmark names: the training set, and files kept for users
-# that no pipeline step reads (the COCO caption annotations).
-USERS = ("training", "reference", "sugarcrepe", "sugarcrepe_pp", "whatsup", "valse", "crepe")
+# that no pipeline step reads (the COCO caption annotations), and published model checkpoints.
+USERS = ("training", "reference", "checkpoints", "sugarcrepe", "sugarcrepe_pp", "whatsup", "valse", "crepe")
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 HEX32 = re.compile(r"^[0-9a-f]{32}$")

@@ -40,6 +40,29 @@ def collect(summary_paths: list[str | Path], models: list[str]) -> pd.DataFrame:
     return table
 
 
+def collect_retrieval(paths: list[str | Path], models: list[str]) -> pd.DataFrame:
+    """COCO Karpathy test Recall@K per model (percent), from score-retrieval's JSON files.
+
+    Files are matched to models by name (`results/retrieval/<model>.json`), in `models` order.
+    """
+    by_model = {Path(path).stem: path for path in paths}
+    unknown = sorted(set(by_model) - set(models))
+    if unknown:
+        raise ValueError(f"retrieval files for models {unknown} that are not table rows {models}")
+    rows = {}
+    for model in models:
+        if model not in by_model:
+            continue
+        result = json.loads(Path(by_model[model]).read_text(encoding="utf-8"))
+        row = {}
+        for direction, label in (("image_to_text", "i2t"), ("text_to_image", "t2i")):
+            for key, value in result[direction].items():
+                row[f"{label} {key}"] = value
+        row["mean recall"] = result["mean_recall"]
+        rows[model] = row
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("model")
+
+
 def to_markdown(table: pd.DataFrame) -> str:
     shown = table.map(lambda value: "n/a" if math.isnan(value) else f"{value:.1f}")
     header = "| model | " + " | ".join(shown.columns) + " |"
@@ -81,6 +104,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out-markdown", required=True)
     parser.add_argument("--out-csv", required=True)
     parser.add_argument("--out-chart", required=True)
+    parser.add_argument("--retrieval", nargs="*", default=[],
+                        help="score-retrieval JSON files, named <model>.json (the forgetting check).")
+    parser.add_argument("--out-retrieval-markdown", help="Retrieval table (Markdown); needs --retrieval.")
+    parser.add_argument("--out-retrieval-csv", help="Retrieval table (CSV); needs --retrieval.")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -88,5 +115,16 @@ def main(args: argparse.Namespace) -> int:
     write_text(args.out_markdown, to_markdown(table))
     write_text(args.out_csv, table.to_csv(float_format="%.4f"))
     plot(table, args.out_chart)
+    if args.retrieval:
+        if not (args.out_retrieval_markdown and args.out_retrieval_csv):
+            raise ValueError("--retrieval needs --out-retrieval-markdown and --out-retrieval-csv")
+        retrieval = collect_retrieval(args.retrieval, args.models)
+        shown = retrieval.map(lambda value: f"{value:.1f}")
+        header = "| model | " + " | ".join(shown.columns) + " |"
+        rule = "|---|" + "---|" * len(shown.columns)
+        rows = [f"| {model} | " + " | ".join(row) + " |" for model, row in shown.iterrows()]
+        note = "\nCOCO Karpathy test retrieval, Recall@K in percent (what fine-tuning kept).\n"
+        write_text(args.out_retrieval_markdown, "\n".join([header, rule, *rows]) + "\n" + note)
+        write_text(args.out_retrieval_csv, retrieval.to_csv(float_format="%.4f"))
     log.info("results table for %d models written to %s", len(table), args.out_markdown)
     return 0

@@ -105,3 +105,24 @@ else:
         shell:
             "read-clip fetch-decoder --source {params.source} --cache-dir {params.cache}"
             " --out {params.out} 2> {log}"
+
+
+# Published checkpoints (config `checkpoints`), each turned into a model directory like the others.
+rule fetch_checkpoint:
+    input:
+        checkpoint_data,
+    output:
+        model="results/models/{checkpoint}/model.safetensors",
+    params:
+        spec=checkpoint_spec,
+        cache=f"{DATA_ROOT}/weights",
+        out=lambda wildcards, output: parent(output.model),
+    log:
+        "logs/fetch_checkpoint/{checkpoint}.log",
+    conda:
+        "../../envs/read-clip.yaml"
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    shell:
+        "read-clip fetch-model --spec {params.spec:q} --cache-dir {params.cache} --out {params.out} 2> {log}"

@@ -8,8 +8,9 @@ from read_clip.benchmarks.images import image_sets_for
 DATA_ROOT = config["data"]["root"]
 DEMO = config["data"]["source"] == "demo"
 VARIANTS = list(config["train"]["variants"])
-# Row order of the results table: the base model first, then the fine-tuned variants.
-MODELS = ["clip", *VARIANTS]
+CHECKPOINTS = config["checkpoints"].get("specs", {}) if config["checkpoints"]["enabled"] else {}
+# Row order of the results table: the base model, the fine-tuned variants, then published checkpoints.
+MODELS = ["clip", *VARIANTS, *CHECKPOINTS]
 # Models with training curves: the demo pretrains its base CLIP, the recipe downloads it.
 TRAINED_MODELS = MODELS if DEMO else VARIANTS
 BENCHMARKS = config["eval"]["benchmarks"]
@@ -26,6 +27,7 @@ if config["model"]["pretrained"] == "demo" and "demo_pretrain" not in config:
 wildcard_constraints:
     model="|".join(MODELS),
     variant="|".join(VARIANTS) or "(?!)",
+    checkpoint="|".join(CHECKPOINTS) or "(?!)",
     benchmark="|".join(BENCHMARKS),
     shard=r"\d+",
 
@@ -65,6 +67,21 @@ if DEMO:
 
     def image_set_data(wildcards):
         return [f"{DATA_ROOT}/world.json"]
+
+    def retrieval_data(wildcards):
+        return [f"{DATA_ROOT}/world.json"]
+
+    def checkpoint_data(wildcards):
+        return []
+
+
+def checkpoint_spec(wildcards):
+    """The spec of a published checkpoint as fetch-model takes it: a local path made absolute
+    under data.root, and the workflow-only `download` key removed."""
+    spec = {key: value for key, value in CHECKPOINTS[wildcards.checkpoint].items() if key != "download"}
+    if spec["kind"] == "open_clip_checkpoint":
+        spec["source"] = os.path.join(DATA_ROOT, spec["source"])
+    return as_json(spec)
 
 
 # Captions.

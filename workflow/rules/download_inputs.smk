@@ -63,3 +63,14 @@ def benchmark_annotations():
         for benchmark in BENCHMARKS
         for source in sources_used_by(SOURCES, benchmark, role="annotations")
     )
+
+
+def retrieval_data(wildcards):
+    """The Karpathy test images (COCO val2014) of the retrieval check."""
+    return install_records(sources_for_folder(SOURCES, config["eval"]["image_roots"]["coco_val2014"]))
+
+
+def checkpoint_data(wildcards):
+    """The manifest download of a published checkpoint stored as a local file, if any."""
+    download = CHECKPOINTS[wildcards.checkpoint].get("download")
+    return install_records([SOURCES[download]]) if download else []

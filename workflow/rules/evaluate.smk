@@ -73,3 +73,29 @@ rule score_benchmark:
         " --model-dir {params.model} --data-root {params.root} --settings {params.settings:q}"
         " --embeddings {params.embeddings} --out-scores {output.scores}"
         " --out-summary {output.summary} 2> {log}"
+
+
+# The forgetting check: COCO Karpathy test retrieval, one job per model.
+rule score_retrieval:
+    input:
+        retrieval_data,
+        model="results/models/{model}/model.safetensors",
+        karpathy=KARPATHY_JSON,
+    output:
+        "results/retrieval/{model}.json",
+    params:
+        model=lambda wildcards, input: parent(input.model),
+        batch_size=config["eval"]["batch_size"],
+    log:
+        "logs/score_retrieval/{model}.log",
+    benchmark:
+        "benchmarks/score_retrieval/{model}.tsv"
+    conda:
+        "../../envs/read-clip.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    shell:
+        "read-clip score-retrieval --model-dir {params.model} --karpathy {input.karpathy} --split test"
+        " --batch-size {params.batch_size} --workers {threads} --out {output} 2> {log}"

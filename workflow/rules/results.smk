@@ -6,10 +6,13 @@ rule render_table:
         summaries=expand(
             "results/scores/{model}/{benchmark}.json", model=MODELS, benchmark=BENCHMARKS
         ),
+        retrieval=expand(rules.score_retrieval.output, model=MODELS),
     output:
         markdown=report("results/table/results.md", category="Results"),
         csv="results/table/results.csv",
         chart=report("results/table/results.png", category="Results"),
+        retrieval_markdown="results/table/retrieval.md",
+        retrieval_csv="results/table/retrieval.csv",
     params:
         models=MODELS,
     log:
@@ -18,6 +21,8 @@ rule render_table:
         "../../envs/read-clip.yaml"
     shell:
         "read-clip render-table --summaries {input.summaries} --models {params.models}"
+        " --retrieval {input.retrieval} --out-retrieval-markdown {output.retrieval_markdown}"
+        " --out-retrieval-csv {output.retrieval_csv}"
         " --out-markdown {output.markdown} --out-csv {output.csv} --out-chart {output.chart} 2> {log}"
 
 

@@ -142,7 +142,7 @@ def expected_terms(clip, decoder, bridge, batch):
     with torch.no_grad():
         captured = {}
         hook = clip.ln_final.register_forward_hook(lambda m, a, out: captured.update(x=out))
-        text = clip.encode_text(batch.text_tokens)  # full 16-token context, no trimming
+        text = clip.encode_text(batch.text_tokens)  # full context, no trimming
         hook.remove()
         pooled = captured["x"][torch.arange(len(batch.texts)), batch.text_tokens.argmax(dim=-1)]
         text = text / text.norm(dim=-1, keepdim=True)

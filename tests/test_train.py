@@ -19,7 +19,7 @@ from read_clip.io import write_parquet
 from read_clip.models.clip import create_clip, save_model_dir
 from read_clip.models.decoder import IGNORE_INDEX, build_decoder, make_bridge, make_t5_config, save_decoder_dir
 from read_clip.train.data import TrainingDataError, read_negatives, read_targets
-from read_clip.train.finetune import build_run, check_settings
+from read_clip.train.finetune import build_run, check_settings, run_batches
 from read_clip.train.loop import run_training
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220),
@@ -31,7 +31,8 @@ NEGATIVES_PER_CAPTION = 3
 POOL_SIZES = (1, 2, 4)
 TRAIN = {"batch_size": 4, "epochs": 1, "lr": 1e-3, "warmup_steps": 1, "weight_decay": 0.1,
          "betas": [0.9, 0.999], "eps": 1e-8, "grad_clip_norm": 1.0,
-         "negatives_per_caption": NEGATIVES_PER_CAPTION, "log_every": 1}
+         "negatives_per_caption": NEGATIVES_PER_CAPTION, "log_every": 1, "checkpoint_every": 0,
+         "grad_checkpointing": False, "allow_cpu": True, "loader_workers": 0}
 READ_CLIP_WEIGHTS = {"neg": 1.0, "rec": 0.1, "align": 0.5}
 
 
@@ -120,7 +121,8 @@ def finetune_args(dataset, out, variant="read_clip", decoder=None):
     return argparse.Namespace(
         variant=variant, base_model=dataset["base"], decoder=decoder or dataset["decoder"],
         karpathy=dataset["karpathy"], negatives=dataset["negatives"], paraphrases=dataset["paraphrases"],
-        targets=dataset["targets"], tokenizer=dataset["tokenizer"], out=out, device="cpu", threads=None)
+        targets=dataset["targets"], tokenizer=dataset["tokenizer"], out=out, device="cpu", threads=None,
+        image_shards=[], image_indexes=[], checkpoints=None, gpus=0)
 
 
 def finetune_argv(dataset, out, settings, variant="read_clip", decoder=None):
@@ -174,7 +176,7 @@ def expected_terms(clip, decoder, bridge, batch):
 
 def test_one_step_matches_hand(dataset, tmp_path):
     run = build_run(finetune_settings(), finetune_args(dataset, tmp_path))
-    batch = next(run.sampler.batches(4, 1))
+    batch = next(run_batches(run, 0))
     clip_before = copy.deepcopy(run.objective.clip)
     bridge_before = copy.deepcopy(run.objective.reconstruction.bridge)
     decoder = run.objective.reconstruction.decoder
@@ -193,7 +195,7 @@ def test_one_step_matches_hand(dataset, tmp_path):
 
 def test_batch_draws_follow_rules(dataset, tmp_path):
     run = build_run(finetune_settings(), finetune_args(dataset, tmp_path))
-    batch = next(run.sampler.batches(4, 1))
+    batch = next(run_batches(run, 0))
     pools = {}
     for path in dataset["negatives"]:
         table = pq.read_table(path).to_pylist()
@@ -337,3 +339,106 @@ def test_target_truncation_keeps_eos(dataset):
     assert all(len(ids) <= 3 for ids in targets.values())
     assert all(ids[-1] == 1 for ids in targets.values())
     assert max(len(ids) for ids in read_targets(dataset["targets"]).values()) > 3
+
+
+def test_gpu_step_tiny_smoke(capsys):
+    from read_clip.perf import gpu_step
+
+    assert gpu_step.main(["--device", "cpu", "--tiny"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("negclip: ")
+    assert lines[-1].startswith("read_clip/negclip step time: ")
+
+
+def test_gpu_step_tiny_sizes():
+    from read_clip.perf import gpu_step
+
+    args = gpu_step.parse_args(["--tiny", "--batch-size", "64"])
+    assert (args.batch_size, args.steps, args.warmup) == (8, 2, 0)
+
+
+def test_gpu_step_t5_large_config():
+    from read_clip.perf import gpu_step
+
+    config = gpu_step.t5_config(gpu_step.T5_V1_1_LARGE)
+    assert (config.d_model, config.d_ff, config.num_heads, config.num_decoder_layers) == (1024, 2816, 16, 24)
+    assert config.is_gated_act
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_gpu_step_refuses_without_cuda(capsys):
+    from read_clip.perf import gpu_step
+
+    assert gpu_step.main([]) == 2
+    assert "no CUDA GPU" in capsys.readouterr().err
+
+
+def test_gpu_step_refuses_full_size_on_cpu(capsys):
+    from read_clip.perf import gpu_step
+
+    assert gpu_step.main(["--device", "cpu"]) == 2
+    assert "--tiny" in capsys.readouterr().err
+
+
+def test_padding_reads_negclip_captions(annotations_dir):
+    from read_clip.perf.padding_speed import read_captions
+
+    captions = read_captions(annotations_dir / "negclip" / "valid_neg_clip.tsv")
+    # 4,839 rows (index 0 to 4838); a few captions hold quoted line breaks.
+    assert len(captions) == 4839
+    assert captions[0] == "A child holding a flowered umbrella and petting a yak."
+
+
+def test_padding_speed_runs(annotations_dir, capsys):
+    from read_clip.perf import padding_speed
+
+    path = annotations_dir / "sugarcrepe" / "swap_att.json"
+    assert padding_speed.main(["--captions", str(path), "--architecture", "readclip-tiny",
+                               "--batch-size", "8", "--batches", "1"]) == 0
+    assert "speed-up" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def prepared_shards(dataset):
+    """The fixture's images prepared as 2 shards at 64 px, as rule prepare_images writes them."""
+    from read_clip.data.prepare import prepare_shard
+
+    selection = {"seed": 7, "train_splits": ["train"], "max_train_images": None, "image_size": 64}
+    root = dataset["root"] / "shards"
+    paths = {"images": [root / f"shard-{i}.npy" for i in range(2)],
+             "indexes": [root / f"shard-{i}.parquet" for i in range(2)]}
+    for shard in range(2):
+        prepare_shard(dataset["karpathy"], selection, shard, 2, 1, paths["images"][shard], paths["indexes"][shard])
+    return paths
+
+
+def test_shard_images_equal_decoded(dataset, prepared_shards, tmp_path):
+    decoded_run = build_run(finetune_settings(), finetune_args(dataset, tmp_path / "a"))
+    args = finetune_args(dataset, tmp_path / "b")
+    args.image_shards, args.image_indexes = prepared_shards["images"], prepared_shards["indexes"]
+    shard_run = build_run(finetune_settings(loader_workers=2), args)
+    decoded, from_shards = next(run_batches(decoded_run, 0)), next(run_batches(shard_run, 0))
+    assert shard_run.loader_workers == 2
+    assert torch.equal(decoded.image_ids, from_shards.image_ids)
+    assert torch.equal(decoded.images, from_shards.images)
+
+
+def test_skipped_image_dropped(dataset, prepared_shards, tmp_path):
+    index = pq.read_table(prepared_shards["indexes"][0]).to_pylist()
+    index[0]["row"], index[0]["error"] = -1, "broken"
+    broken = tmp_path / "broken.parquet"
+    write_parquet(broken, pa.Table.from_pylist(index, schema=pq.read_schema(prepared_shards["indexes"][0])))
+    args = finetune_args(dataset, tmp_path)
+    args.image_shards, args.image_indexes = prepared_shards["images"], [broken, prepared_shards["indexes"][1]]
+    run = build_run(finetune_settings(), args)
+    assert index[0]["image_id"] not in {image.image_id for image in run.sampler.images}
+    assert len(run.sampler.images) == 5
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_cpu_refused_unless_allowed():
+    from read_clip.train.device import DeviceError, resolve_device
+
+    with pytest.raises(DeviceError, match="train.allow_cpu is false"):
+        resolve_device("auto", allow_cpu=False)
+    assert resolve_device("auto", allow_cpu=True).type == "cpu"

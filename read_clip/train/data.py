@@ -51,6 +51,7 @@ class Batch:
     target_labels: (B, T) int64 target token ids ending in eos, IGNORE_INDEX after it;
         T is the longest target of the step. None when targets are not sampled.
     image_ids: (B,) int64 COCO ids of the images.
+    positions: the B positions in the sampler's image list (where the pixels come from).
     paraphrase_fallbacks: images of the step that had no paraphrase different from the anchor
         and were given the anchor itself.
     """
@@ -64,10 +65,43 @@ class Batch:
     target_labels: torch.Tensor | None
     image_ids: torch.Tensor
     paraphrase_fallbacks: int = 0
+    positions: list[int] | None = None
 
     @property
     def size(self) -> int:
         return int(self.anchor_index.shape[0])
+
+    def shard(self, rank: int, world_size: int) -> Batch:
+        """Return rank `rank`'s contiguous 1/world_size of the images and their texts.
+
+        Only the texts the shard's rows index are kept, renumbered in their old order. Raises
+        ValueError unless the batch size is a multiple of `world_size`.
+        """
+        if self.size % world_size:
+            raise ValueError(f"batch of {self.size} images does not split over {world_size} processes")
+        per_rank = self.size // world_size
+        rows = slice(rank * per_rank, (rank + 1) * per_rank)
+        k = 0 if self.negative_index is None else self.negative_index.shape[0] // self.size
+        parts = {"anchor": self.anchor_index[rows]}
+        if self.negative_index is not None:
+            parts["negative"] = self.negative_index[rows.start * k:rows.stop * k]
+        if self.paraphrase_index is not None:
+            parts["paraphrase"] = self.paraphrase_index[rows]
+        kept = torch.unique(torch.cat(list(parts.values())))  # sorted old text rows
+        renumber = torch.full((len(self.texts),), -1, dtype=torch.int64)
+        renumber[kept] = torch.arange(kept.shape[0])
+        return Batch(
+            images=None if self.images is None else self.images[rows],
+            text_tokens=self.text_tokens[kept],
+            texts=[self.texts[i] for i in kept.tolist()],
+            anchor_index=renumber[parts["anchor"]],
+            negative_index=renumber[parts["negative"]] if "negative" in parts else None,
+            paraphrase_index=renumber[parts["paraphrase"]] if "paraphrase" in parts else None,
+            target_labels=None if self.target_labels is None else trim_padding(self.target_labels[rows]),
+            image_ids=self.image_ids[rows],
+            paraphrase_fallbacks=self.paraphrase_fallbacks,
+            positions=None if self.positions is None else self.positions[rows],
+        )
 
     def to(self, device: str | torch.device) -> Batch:
         """Return a copy with every tensor on `device`."""
@@ -176,6 +210,12 @@ def pad_targets(targets: list[list[int]]) -> torch.Tensor:
     return labels
 
 
+def trim_padding(labels: torch.Tensor) -> torch.Tensor:
+    """Drop the trailing columns of (B, T) labels that are IGNORE_INDEX in every row."""
+    length = int((labels != IGNORE_INDEX).sum(dim=1).max())
+    return labels[:, :length]
+
+
 class TextTable:
     """Collect the distinct texts of a step in first-seen order; `add` returns a text's row."""
 
@@ -218,6 +258,7 @@ class Sampler:
         self.tokenizer = tokenizer
         self.tables = tables
         self.image_store = image_store
+        self.seed = seed
         self.rng = {name: np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(index,)))
                     for index, name in enumerate(STREAMS)}
 
@@ -229,17 +270,38 @@ class Sampler:
                 "lower the batch size or train on more images")
         return len(self.images) // batch_size
 
-    def batches(self, batch_size: int, steps: int) -> Iterator[Batch]:
-        """Yield `steps` batches, each epoch a fresh permutation of the images."""
+    def plan(self, batch_size: int, steps: int) -> list[list[int]]:
+        """Return the image positions of each of `steps` batches, each epoch a fresh permutation.
+
+        The plan depends only on the seed (the "order" stream from its start), so a resumed run
+        and every rank of a distributed run compute the same one.
+        """
         per_epoch = self.steps_per_epoch(batch_size)
-        done = 0
-        while done < steps:
-            order = self.rng["order"].permutation(len(self.images))
+        order_rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(STREAMS.index("order"),)))
+        plan: list[list[int]] = []
+        while len(plan) < steps:
+            order = order_rng.permutation(len(self.images))
             for start in range(0, per_epoch * batch_size, batch_size):
-                if done == steps:
-                    return
-                yield self.make_batch(order[start:start + batch_size].tolist())
-                done += 1
+                if len(plan) == steps:
+                    break
+                plan.append(order[start:start + batch_size].tolist())
+        return plan
+
+    def batches(self, batch_size: int, steps: int, start: int = 0) -> Iterator[Batch]:
+        """Yield batches `start` .. `steps` - 1 of the plan (see `plan`).
+
+        A resumed run passes the step it resumes at, after `load_state_dict` restored the draws.
+        """
+        for positions in self.plan(batch_size, steps)[start:]:
+            yield self.make_batch(positions)
+
+    def state_dict(self) -> dict[str, dict]:
+        """Return the states of the per-sample random streams as JSON values (ints and strings)."""
+        return {name: rng.bit_generator.state for name, rng in self.rng.items() if name != "order"}
+
+    def load_state_dict(self, state: dict[str, dict]) -> None:
+        for name, stream_state in state.items():
+            self.rng[name].bit_generator.state = stream_state
 
     def make_batch(self, positions: list[int]) -> Batch:
         """Draw one sample for each image at `positions` of the image list and collate them."""
@@ -272,6 +334,7 @@ class Sampler:
             target_labels=pad_targets(targets) if tables.targets is not None else None,
             image_ids=torch.tensor([self.images[p].image_id for p in positions], dtype=torch.int64),
             paraphrase_fallbacks=fallbacks,
+            positions=list(positions),
         )
 
     def _draw_negatives(self, caption_id: int) -> list[str]:

@@ -50,8 +50,12 @@ def split_decay(model: nn.Module) -> tuple[dict[str, nn.Parameter], dict[str, nn
     return decay, no_decay
 
 
-def make_optimizer(model: nn.Module, settings: OptimiserSettings) -> torch.optim.AdamW:
-    """AdamW over the trainable parameters of `model`, in a decay and a no-decay group."""
+def make_optimizer(model: nn.Module, settings: OptimiserSettings, fused: bool = False) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters of `model`, in a decay and a no-decay group.
+
+    `fused` selects torch's fused CUDA kernel (same update, one launch for all tensors); the
+    parameters must then be on the GPU.
+    """
     decay, no_decay = split_decay(model)
     if not decay and not no_decay:
         raise ValueError(f"{type(model).__name__} has no trainable parameters")
@@ -59,7 +63,8 @@ def make_optimizer(model: nn.Module, settings: OptimiserSettings) -> torch.optim
         {"params": list(decay.values()), "weight_decay": settings.weight_decay, "names": list(decay)},
         {"params": list(no_decay.values()), "weight_decay": 0.0, "names": list(no_decay)},
     ]
-    return torch.optim.AdamW(groups, lr=settings.lr, betas=tuple(settings.betas), eps=settings.eps)
+    return torch.optim.AdamW(groups, lr=settings.lr, betas=tuple(settings.betas), eps=settings.eps,
+                             fused=fused or None)
 
 
 def lr_factor(step: int, warmup_steps: int, total_steps: int) -> float:

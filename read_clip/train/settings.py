@@ -30,7 +30,8 @@ def require_keys(settings: Any, keys: Iterable[str], where: str) -> dict:
 RUN_KEYS = ("steps", "batch_size", "lr", "warmup_steps")
 # Keys of the config's `train` section that `finetune` reads (the section minus `variants`).
 TRAIN_KEYS = ("batch_size", "epochs", "lr", "warmup_steps", "weight_decay", "betas", "eps",
-              "grad_clip_norm", "negatives_per_caption", "log_every")
+              "grad_clip_norm", "negatives_per_caption", "log_every", "checkpoint_every",
+              "grad_checkpointing", "allow_cpu", "loader_workers")
 WEIGHT_KEYS = ("neg", "rec", "align")
 
 
@@ -38,4 +39,5 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
     """Add the options that change where a run executes but not what it computes."""
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads (default: torch's own, one per core).")
-    parser.add_argument("--device", default="cpu", help="Torch device to train on (only 'cpu' for now).")
+    parser.add_argument("--device", default="cpu",
+                        help="Torch device to train on: 'cpu', 'cuda' or 'cuda:N' (finetune also 'auto').")

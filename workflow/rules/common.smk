@@ -104,6 +104,25 @@ def train_settings(variant):
     return {**training_selection(), "train": train, "weights": config["train"]["variants"][variant]}
 
 
+def prepared_images(wildcards):
+    """The prepared image shards the recipe trains from; the demo decodes its images in memory."""
+    if DEMO:
+        return {}
+    shards = range(config["data"]["image_shards"])
+    return {
+        "image_shards": [f"results/data/images/shard-{shard}.npy" for shard in shards],
+        "image_indexes": [f"results/data/images/shard-{shard}.parquet" for shard in shards],
+    }
+
+
+def image_options(wildcards, input):
+    """The finetune options that name the prepared shards, empty for the demo."""
+    if DEMO:
+        return ""
+    return "--image-shards {} --image-indexes {}".format(
+        " ".join(input.image_shards), " ".join(input.image_indexes))
+
+
 def decoder_input(wildcards):
     """The frozen decoder, only for variants that train with the reconstruction loss."""
     if config["train"]["variants"][wildcards.variant]["rec"] > 0:

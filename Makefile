@@ -33,9 +33,13 @@ lint: env
 	$(BIN)/snakemake --lint
 	$(BIN)/snakemake --profile profiles/demo --lint
 
+# CPU benchmarks; their recorded figures are in read_clip/perf/README.md.
+SHARED ?= ../shared/benchmark_annotations
 bench: env
 	$(BIN)/python -m read_clip.perf.step_time
-	$(BIN)/python -m read_clip.perf.negatives_speed
+	$(BIN)/python -m read_clip.perf.negatives_speed --tsv $(SHARED)/negclip/valid_neg_clip.tsv
+	$(BIN)/python -m read_clip.perf.padding_speed --captions $(SHARED)/negclip/valid_neg_clip.tsv
+	$(BIN)/python -m read_clip.perf.eval_speed
 
 clean-demo:
 	rm -rf results logs benchmarks .snakemake

@@ -260,6 +260,19 @@ def test_finetune_same_seed_same_weights(dataset, tmp_path):
     assert all(torch.equal(first[k], second[k]) for k in first)
 
 
+def test_run_seed_changes_weights(dataset, tmp_path):
+    """An extra training seed reuses the data (selected by `seed`) but trains differently."""
+    base = finetune_settings()
+    assert cli.main(finetune_argv(dataset, tmp_path / "a", base)) == 0
+    assert cli.main(finetune_argv(dataset, tmp_path / "b", {**base, "run_seed": 7})) == 0
+    assert cli.main(finetune_argv(dataset, tmp_path / "c", {**base, "run_seed": 8})) == 0
+    first = load_file(str(tmp_path / "a" / "model.safetensors"))
+    same = load_file(str(tmp_path / "b" / "model.safetensors"))
+    other = load_file(str(tmp_path / "c" / "model.safetensors"))
+    assert all(torch.equal(first[k], same[k]) for k in first)
+    assert not all(torch.equal(first[k], other[k]) for k in first)
+
+
 def test_negclip_skips_decoder(dataset, tmp_path):
     # The decoder path does not exist: a negclip run must never read it.
     settings = finetune_settings(weights={"neg": 1.0, "rec": 0.0, "align": 0.0})

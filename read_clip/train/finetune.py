@@ -1,7 +1,9 @@
 """`read-clip finetune`: fine-tune the base CLIP with one variant's loss weights.
 
 Settings JSON: {"seed", "train_splits", "max_train_images", "train": <the config's train section
-without `variants`>, "weights": {"neg", "rec", "align"}}. The run trains for
+without `variants`>, "weights": {"neg", "rec", "align"}} and optionally "run_seed". `seed` selects
+the training images, as every data stage does; `run_seed` (default: `seed`) seeds the training itself
+(initialisation, data order, sampling), so extra training seeds reuse the same data. The run trains for
 epochs x (images // batch_size) steps and writes the model directory (model.safetensors,
 model.json), metrics.jsonl, config.json and versions.json into --out, and the Hugging Face
 CLIPModel directory into <out>/hf.
@@ -47,6 +49,7 @@ from read_clip.train.settings import TRAIN_KEYS, WEIGHT_KEYS, add_runtime_option
 log = logging.getLogger(__name__)
 
 SETTINGS_KEYS = ("seed", "train_splits", "max_train_images", "train", "weights")
+OPTIONAL_SETTINGS_KEYS = ("run_seed",)
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -75,7 +78,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def check_settings(settings: dict) -> dict:
     """Raise ConfigError unless `settings` has exactly the keys finetune reads."""
-    require_keys(settings, SETTINGS_KEYS, "finetune --settings")
+    present = [key for key in OPTIONAL_SETTINGS_KEYS if key in settings]
+    require_keys(settings, [*SETTINGS_KEYS, *present], "finetune --settings")
+    if "run_seed" in settings and not isinstance(settings["run_seed"], int):
+        raise ConfigError(f"finetune --settings 'run_seed' must be an integer, got {settings['run_seed']!r}")
     require_keys(settings["train"], TRAIN_KEYS, "finetune --settings 'train'")
     require_keys(settings["weights"], WEIGHT_KEYS, "finetune --settings 'weights'")
     try:
@@ -140,7 +146,8 @@ def build_run(settings: dict, args: argparse.Namespace, device: torch.device | s
     device = torch.device(device)
     if train["batch_size"] % world.size:
         raise ConfigError(f"train.batch_size {train['batch_size']} does not split over {world.size} GPUs")
-    seed_everything(settings["seed"])
+    run_seed = settings.get("run_seed", settings["seed"])
+    seed_everything(run_seed)
 
     images = training_images(args.karpathy, settings["train_splits"], settings["max_train_images"],
                              settings["seed"])
@@ -159,7 +166,7 @@ def build_run(settings: dict, args: argparse.Namespace, device: torch.device | s
     tables = load_tables(args, weights, train["negatives_per_caption"])
     store = open_store(images, args, clip) if weights.neg > 0 else None
     # Pixels reach the batches through a DataLoader (see `run_batches`), not the sampler.
-    sampler = Sampler(images, clip.tokenizer, settings["seed"], tables)
+    sampler = Sampler(images, clip.tokenizer, run_seed, tables)
 
     steps_per_epoch = sampler.steps_per_epoch(train["batch_size"])
     total_steps = train["epochs"] * steps_per_epoch
@@ -260,7 +267,7 @@ def export(run: FinetuneRun, args: argparse.Namespace, settings: dict, records: 
         "base_model": str(args.base_model),
         "weights": settings["weights"],
         "steps": run.loop.total_steps,
-        "seed": settings["seed"],
+        "seed": settings.get("run_seed", settings["seed"]),
         "final_loss": records[-1]["loss"],
     })
     export_hf_dir(run.clip.model, run.clip.architecture, args.out / "hf", {"variant": args.variant, **settings})

@@ -8,11 +8,23 @@ from read_clip.benchmarks.images import image_sets_for
 DATA_ROOT = config["data"]["root"]
 DEMO = config["data"]["source"] == "demo"
 VARIANTS = list(config["train"]["variants"])
+# Extra training runs of every variant with another seed, named "<variant>_seed<N>"; the report
+# shows the mean and standard deviation over each variant's runs.
+SEED_RUNS = {
+    f"{variant}_seed{seed}": (variant, seed)
+    for variant in VARIANTS
+    for seed in config["train"]["extra_seeds"]
+}
+SEED_GROUPS = {
+    variant: [variant, *[name for name, (base, _) in SEED_RUNS.items() if base == variant]]
+    for variant in VARIANTS
+} if SEED_RUNS else {}
+FINETUNED = [*VARIANTS, *SEED_RUNS]
 CHECKPOINTS = config["checkpoints"].get("specs", {}) if config["checkpoints"]["enabled"] else {}
 # Row order of the results table: the base model, the fine-tuned variants, then published checkpoints.
-MODELS = ["clip", *VARIANTS, *CHECKPOINTS]
+MODELS = ["clip", *FINETUNED, *CHECKPOINTS]
 # Models with training curves: the demo pretrains its base CLIP, the recipe downloads it.
-TRAINED_MODELS = MODELS if DEMO else VARIANTS
+TRAINED_MODELS = ["clip", *FINETUNED] if DEMO else FINETUNED
 BENCHMARKS = config["eval"]["benchmarks"]
 SHARDS = list(range(config["captions"]["shards"]))
 IMAGE_SETS = {name: image_sets_for(name, config["eval"]) for name in BENCHMARKS}
@@ -26,7 +38,7 @@ if config["model"]["pretrained"] == "demo" and "demo_pretrain" not in config:
 
 wildcard_constraints:
     model="|".join(MODELS),
-    variant="|".join(VARIANTS) or "(?!)",
+    variant="|".join(FINETUNED) or "(?!)",
     checkpoint="|".join(CHECKPOINTS) or "(?!)",
     benchmark="|".join(BENCHMARKS),
     shard=r"\d+",
@@ -99,9 +111,16 @@ def generator_settings(wildcards):
 # Fine-tuning.
 
 
-def train_settings(variant):
-    train = {key: value for key, value in config["train"].items() if key != "variants"}
-    return {**training_selection(), "train": train, "weights": config["train"]["variants"][variant]}
+def train_settings(name):
+    """Settings of one fine-tuning run: a variant, or a variant's extra seed run."""
+    variant, run_seed = SEED_RUNS.get(name, (name, None))
+    train = {
+        key: value for key, value in config["train"].items() if key not in ("variants", "extra_seeds")
+    }
+    settings = {**training_selection(), "train": train, "weights": config["train"]["variants"][variant]}
+    if run_seed is not None:
+        settings["run_seed"] = run_seed
+    return settings
 
 
 def prepared_images(wildcards):
@@ -125,7 +144,8 @@ def image_options(wildcards, input):
 
 def decoder_input(wildcards):
     """The frozen decoder, only for variants that train with the reconstruction loss."""
-    if config["train"]["variants"][wildcards.variant]["rec"] > 0:
+    variant, _ = SEED_RUNS.get(wildcards.variant, (wildcards.variant, None))
+    if config["train"]["variants"][variant]["rec"] > 0:
         return ["results/models/decoder/decoder.safetensors"]
     return []
 

@@ -52,7 +52,7 @@ rule render_report:
     params:
         models=MODELS,
         model_dirs=lambda wildcards, input: [parent(path) for path in input.models],
-        settings=as_json({"seed": config["seed"], **config["report"], "seed_groups": {}}),
+        settings=as_json({"seed": config["seed"], **config["report"], "seed_groups": SEED_GROUPS}),
         out=lambda wildcards, output: parent(output.tables),
     log:
         "logs/render_report/render_report.log",

@@ -18,6 +18,10 @@ validate(config, "workflow/schemas/config.schema.yaml")
 report: "workflow/report/workflow.rst"
 
 
+# Used only with --sdm apptainer; an empty image leaves jobs in the current environment.
+container: config["container"] or ""
+
+
 # Pipeline order: data -> captions -> decoder targets -> base models -> fine-tuning -> evaluation -> table.
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 from read_clip.log import setup_logging
@@ -32,7 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "embed-images": ("read_clip.benchmarks.embed", "Embed one image set with one model."),
     "score-benchmark": ("read_clip.benchmarks.run", "Score one model on one benchmark from the shared image embeddings."),
     "check-data": ("read_clip.benchmarks.check", "Check a benchmark's files and images; print per-subset item counts."),
-    "evaluate": ("read_clip.benchmarks.evaluate", "Score any checkpoint on one benchmark without editing the config."),
+    "evaluate": ("read_clip.benchmarks.evaluate", "Score any checkpoint on one or more benchmarks without editing the config."),
     "score-retrieval": ("read_clip.benchmarks.retrieval", "COCO Karpathy test retrieval recall (the forgetting check)."),
     "fetch-model": ("read_clip.models.sources", "Materialise a model spec (open_clip, checkpoint, Hugging Face) as a model directory."),
     "render-report": ("read_clip.results.report", "Render the full report: tables with intervals, plots, run summary."),
@@ -61,5 +62,21 @@ def main(argv: list[str] | None = None) -> int:
     return int(module.main(args) or 0)
 
 
+# Errors that bad input or a missing file cause: the console command prints their message, which
+# names the file, record or key and what to do, instead of a traceback. DEBUG shows the traceback.
+USER_ERRORS = (ValueError, FileNotFoundError)
+
+
+def run() -> int:
+    """Entry point of the `read-clip` console command."""
+    try:
+        return main()
+    except USER_ERRORS as error:
+        if logging.getLogger().isEnabledFor(logging.DEBUG):
+            raise
+        print(f"read-clip: error: {error}", file=sys.stderr)
+        return 1
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

@@ -8,6 +8,7 @@ model reads it through `load_model_dir`, so all models load the same way.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -40,12 +41,30 @@ class LoadedClip:
     architecture: str
 
 
+class _DropRandomInitWarning(logging.Filter):
+    """Hide open_clip's "No pretrained weights loaded" warning for a model whose weights are
+    loaded right after it is built."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "No pretrained weights loaded" not in record.getMessage()
+
+
 def create_clip(architecture: str, pretrained: str | None = None,
-                cache_dir: str | None = None) -> LoadedClip:
-    """Build an open_clip model; random weights unless `pretrained` names a tag."""
+                cache_dir: str | None = None, weights_follow: bool = False) -> LoadedClip:
+    """Build an open_clip model; random weights unless `pretrained` names a tag.
+
+    `weights_follow` silences open_clip's random-initialisation warning when the caller loads a
+    state dict next.
+    """
     register_model_configs()
-    model, _, preprocess = open_clip.create_model_and_transforms(
-        architecture, pretrained=pretrained, cache_dir=cache_dir)
+    quiet = _DropRandomInitWarning()
+    if weights_follow:
+        logging.getLogger().addFilter(quiet)
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            architecture, pretrained=pretrained, cache_dir=cache_dir)
+    finally:
+        logging.getLogger().removeFilter(quiet)
     return LoadedClip(model, preprocess, open_clip.get_tokenizer(architecture), architecture)
 
 
@@ -66,7 +85,7 @@ def load_model_dir(path: str | Path, device: str | torch.device = "cpu") -> Load
     if not meta_path.exists():
         raise FileNotFoundError(f"{meta_path} not found: {path} is not a read-clip model directory")
     architecture = json.loads(meta_path.read_text(encoding="utf-8"))["architecture"]
-    loaded = create_clip(architecture)
+    loaded = create_clip(architecture, weights_follow=True)
     loaded.model.load_state_dict(load_file(str(path / "model.safetensors")), strict=True)
     loaded.model.to(device).eval()
     return loaded

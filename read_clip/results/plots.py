@@ -47,7 +47,9 @@ def save_figure(fig: Figure, stem: str | Path) -> list[Path]:
     for fmt in FIGURE_FORMATS:
         path = Path(f"{stem}.{fmt}")
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=PNG_DPI, bbox_inches="tight")
+            # No creation date in the PDF, so a rerun on the same inputs writes the same bytes.
+            metadata = {"CreationDate": None} if fmt == "pdf" else None
+            fig.savefig(tmp, format=fmt, dpi=PNG_DPI, bbox_inches="tight", metadata=metadata)
         paths.append(path)
     return paths
 

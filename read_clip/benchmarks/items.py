@@ -8,6 +8,7 @@ these records, so a new benchmark needs only a loader.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,25 @@ def require_texts(path: Path, record: object, name: str, value: Any, count: int 
     for index, text in enumerate(value):
         require_type(path, record, f"{name}[{index}]", text, str)
     return tuple(value)
+
+
+def read_subset_files(data: BenchmarkData, folder: Path, subsets: tuple[str, ...] | list[str],
+                      top_type: type, expected: str) -> Iterator[tuple[str, Path, Any]]:
+    """Yield (subset, path, records) for each `<subset>.json` present in `folder`.
+
+    Absent files are listed in `data.absent`; a file is listed in `data.files` once the caller has
+    parsed its records. A top level that is not `top_type` raises, naming the file.
+    """
+    for subset in subsets:
+        path = folder / f"{subset}.json"
+        if not path.is_file():
+            data.absent.append(path.name)
+            continue
+        records = read_json(path)
+        if not isinstance(records, top_type):
+            raise format_error(path, "(top level)", f"is a JSON {type(records).__name__}, expected {expected}")
+        yield subset, path, records
+        data.files.append(path.name)
 
 
 def find_present(folder: Path, names: tuple[str, ...]) -> Path | None:

@@ -11,9 +11,8 @@ from read_clip.benchmarks.items import (
     BenchmarkData,
     ImageRef,
     Item,
-    format_error,
     no_files_error,
-    read_json,
+    read_subset_files,
     require_field,
 )
 
@@ -30,20 +29,13 @@ def load_sugarcrepe(folder: str | Path) -> BenchmarkData:
     """
     folder = Path(folder)
     data = BenchmarkData("sugarcrepe", [])
-    for subset in SUGARCREPE_SUBSETS:
-        path = folder / f"{subset}.json"
-        if not path.is_file():
-            data.absent.append(path.name)
-            continue
-        records = read_json(path)
-        if not isinstance(records, dict):
-            raise format_error(path, "(top level)", f"is a JSON {type(records).__name__}, expected an object keyed by item id")
+    files = read_subset_files(data, folder, SUGARCREPE_SUBSETS, dict, "an object keyed by item id")
+    for subset, path, records in files:
         for key, record in records.items():
             filename = require_field(path, repr(key), record, "filename", str)
             caption = require_field(path, repr(key), record, "caption", str)
             negative = require_field(path, repr(key), record, "negative_caption", str)
             data.items.append(Item(key, subset, ImageRef(IMAGE_SET, filename), (caption, negative)))
-        data.files.append(path.name)
     if not data.files:
         raise no_files_error("SugarCrepe", folder, [f"{s}.json" for s in SUGARCREPE_SUBSETS])
     return data
@@ -58,14 +50,8 @@ def load_sugarcrepe_pp(folder: str | Path) -> BenchmarkData:
     """
     folder = Path(folder)
     data = BenchmarkData("sugarcrepe_pp", [])
-    for subset in SUGARCREPE_PP_SUBSETS:
-        path = folder / f"{subset}.json"
-        if not path.is_file():
-            data.absent.append(path.name)
-            continue
-        records = read_json(path)
-        if not isinstance(records, list):
-            raise format_error(path, "(top level)", f"is a JSON {type(records).__name__}, expected a list of items")
+    files = read_subset_files(data, folder, SUGARCREPE_PP_SUBSETS, list, "a list of items")
+    for subset, path, records in files:
         for index, record in enumerate(records):
             where = f"{index}"
             require_field(path, where, record, "id", (str, int))
@@ -73,7 +59,6 @@ def load_sugarcrepe_pp(folder: str | Path) -> BenchmarkData:
             texts = tuple(require_field(path, where, record, name, str)
                           for name in ("caption", "caption2", "negative_caption"))
             data.items.append(Item(str(index), subset, ImageRef(IMAGE_SET, filename), texts))
-        data.files.append(path.name)
     if not data.files:
         raise no_files_error("SugarCrepe++", folder, [f"{s}.json" for s in SUGARCREPE_PP_SUBSETS])
     return data

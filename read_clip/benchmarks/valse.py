@@ -14,9 +14,8 @@ from read_clip.benchmarks.items import (
     BenchmarkFormatError,
     ImageRef,
     Item,
-    format_error,
     no_files_error,
-    read_json,
+    read_subset_files,
     require_field,
 )
 
@@ -47,19 +46,11 @@ def load_valse(folder: str | Path, datasets: Mapping[str, str]) -> BenchmarkData
     """
     folder = Path(folder)
     data = BenchmarkData("valse", [])
-    for piece in VALSE_PIECES:
-        path = folder / f"{piece}.json"
-        if not path.is_file():
-            data.absent.append(path.name)
-            continue
-        records = read_json(path)
-        if not isinstance(records, dict):
-            raise format_error(path, "(top level)", f"is a JSON {type(records).__name__}, expected an object keyed by sample id")
+    for piece, path, records in read_subset_files(data, folder, VALSE_PIECES, dict, "an object keyed by sample id"):
         for key, record in records.items():
             item = parse_record(path, piece, key, record, datasets)
             if item is not None:
                 data.items.append(item)
-        data.files.append(path.name)
     if not data.files:
         raise no_files_error("VALSE", folder, [f"{p}.json" for p in VALSE_PIECES])
     return data

@@ -1,7 +1,7 @@
 """Every demo text fits the tiny CLIP's context, so no item is decided by truncation.
 
-A caption cut at the context length can lose exactly the words that tell it from its negative;
-both texts then embed identically and the item becomes a tie.
+A caption cut at the context length can lose exactly the words that tell it from its negative.
+Both texts then embed identically, and the item becomes a tie.
 """
 
 import ast

@@ -229,7 +229,7 @@ def fetch_with_curl(url: str, part: Path, size: int | None, retries: int, retry_
         raise DownloadError("curl not found on PATH; install curl (for example apt-get install curl)")
     for attempt in range(1, retries + 2):
         if size is not None and _size(part) == size:
-            log.info("%s already holds all %d bytes", part, size)
+            log.info("%s already contains all %d bytes", part, size)
             return
         if size is not None and _size(part) > size:
             log.warning("%s is larger than the expected %d bytes; starting over", part, size)

@@ -1,6 +1,6 @@
 """Build, save and load CLIP models through open_clip.
 
-A model directory (`results/models/<name>/`) holds `model.safetensors` (the open_clip state dict)
+A model directory (`results/models/<name>/`) contains `model.safetensors` (the open_clip state dict)
 and `model.json` ({"architecture": <open_clip name>, ...}); every stage that scores or fine-tunes a
 model reads it through `load_model_dir`, so all models load the same way.
 """

@@ -18,7 +18,7 @@ from read_clip.io import atomic_path, write_text
 
 log = logging.getLogger(__name__)
 
-# Column order of the paper's table; the average is the plain mean of these six.
+# Column order of the READ-CLIP results table (NeurIPS 2025). The average is the plain mean of these six.
 COLUMNS = ["WhatsUp", "VALSE", "CREPE", "SugarCrepe", "SC++ ITT", "SC++ TOT"]
 AVERAGE = "Average"
 

@@ -2,7 +2,7 @@
 
 Settings JSON: {"seed", "train_splits", "max_train_images", "train": <the config's train section
 without `variants`>, "weights": {"neg", "rec", "align"}} and optionally "run_seed". `seed` selects
-the training images, as every data stage does; `run_seed` (default: `seed`) seeds the training itself
+the training images, as in every data stage. `run_seed` (default: `seed`) seeds the training itself
 (initialisation, data order, sampling), so extra training seeds reuse the same data. The run trains for
 epochs x (images // batch_size) steps and writes the model directory (model.safetensors,
 model.json), metrics.jsonl, config.json and versions.json into --out, and the Hugging Face
